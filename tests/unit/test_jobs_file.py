@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pytest
+
+from shared.errors import JobDefinitionError
+from shared.jobs import Job
+from shared.jobsfile import jobs_file_schema, load_jobs_file, parse_jobs
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def test_ten_kinds_of_mistake_give_one_line_each() -> None:
+    with pytest.raises(JobDefinitionError) as info:
+        load_jobs_file(FIXTURES / "ten_mistakes.yaml")
+    lines = [str(p) for p in info.value.problems]
+    expected = [
+        ("bad-cron", "schedule: invalid cron expression"),
+        ("bad-tz", "timezone: unknown IANA timezone 'Mars/Olympus'"),
+        ("two-targets", "more than one target (webhook, nats)"),
+        ("no-target", "no target"),
+        ("neg-interval", "retry_policy.initial_interval: invalid duration -5"),
+        ("bad-auth", "webhook.auth: unknown auth type 'oauth'"),
+        ("bad-duration", "timeout: invalid duration '5 minutes'"),
+        ("dup", "duplicate id"),
+        ("bad id!", "id: invalid id 'bad id!'"),
+        ("unknown-field", "retries: unknown field"),
+    ]
+    assert len(lines) == len(expected)
+    for job_id, fragment in expected:
+        assert any(f"job {job_id!r}" in line and fragment in line for line in lines), (
+            job_id,
+            lines,
+        )
+
+
+def test_valid_file_loads_every_target_kind() -> None:
+    jobs = load_jobs_file(FIXTURES / "valid_jobs.yaml")
+    assert [j.target_kind for j in jobs] == [
+        "webhook",
+        "webhook",
+        "kafka",
+        "nats",
+        "rabbitmq",
+        "grpc",
+    ]
+
+
+def test_spec_round_trips() -> None:
+    for job in load_jobs_file(FIXTURES / "valid_jobs.yaml"):
+        assert Job.model_validate(job.spec()) == job
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({}, "top-level 'jobs:'"),
+        ({"jobs": {"id": "x"}}, "must be a list"),
+        ({"jobs": ["text"]}, "must be a mapping"),
+        ({"jobs": [], "extra": 1}, "unknown top-level field"),
+    ],
+)
+def test_bad_document_shapes(document: object, message: str) -> None:
+    with pytest.raises(JobDefinitionError, match=message):
+        parse_jobs(document)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"webhook": {"url": "ftp://x"}}, "url must be http"),
+        ({"grpc": {"address": "a:1", "method": "nope"}}, "package.Service/Method"),
+        ({"webhook": {"url": "http://x", "headers": {"A": "${vault:x}"}}}, "bad secret reference"),
+        (
+            {
+                "webhook": {"url": "http://x"},
+                "retry_policy": {"initial_interval": "1m", "max_interval": "1s"},
+            },
+            "max_interval must not be shorter",
+        ),
+        ({"webhook": {"url": "http://x"}, "trigger": {"signature": "github"}}, "needs a secret"),
+        ({"webhook": {"url": "http://x"}, "timeout": "0s"}, "greater than zero"),
+    ],
+)
+def test_field_rules(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(JobDefinitionError, match=message):
+        parse_jobs({"jobs": [{"id": "j", **fields}]})
+
+
+def test_schema_describes_jobs() -> None:
+    schema = jobs_file_schema()
+    job = schema["$defs"]["Job"]
+    assert {"id", "schedule", "webhook", "kafka", "retry_policy"} <= set(job["properties"])
+    assert job["additionalProperties"] is False
