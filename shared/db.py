@@ -6,6 +6,7 @@ process with N threads needs N connections, not the default pool maximum.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,8 +25,6 @@ POOL_TIMEOUT_S = 5.0
 
 
 def _compact_json(value: Any) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"))
 
 
