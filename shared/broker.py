@@ -24,8 +24,11 @@ def queue_name(settings: Settings) -> str:
 
 
 def make_broker(settings: Settings, middleware: list[Middleware] | None = None) -> dramatiq.Broker:
-    """A broker for `BROKER_URL`. Producers pass no middleware; workers pass theirs."""
-    middleware = list(middleware or [])
+    """A broker for `BROKER_URL`. Producers pass no middleware; workers pass theirs. Every
+    broker carries trace context through its messages, outermost so its span wraps the rest."""
+    from shared.tracing_middleware import TracingMiddleware
+
+    middleware = [TracingMiddleware(), *(middleware or [])]
     if settings.broker_kind == "rabbitmq":
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from shared.cron import validate_timezone
 from shared.db import Database
-from shared.errors import NotFoundError
+from shared.errors import ConflictError, NotFoundError
 from shared.jobs import Job
 from shared.store import jobs as job_store
 from shared.store.jobs import StoredJob
@@ -75,3 +77,43 @@ def set_paused(db: Database, job_id: str, paused: bool) -> StoredJob:
         stored = job_store.get(conn, job_id)
     assert stored is not None
     return stored
+
+
+def create_job(db: Database, job: Job) -> StoredJob:
+    """Add one job; ConflictError when its id is taken."""
+    with db.transaction() as conn:
+        if not job_store.insert(conn, job):
+            raise ConflictError(f"job {job.id!r} already exists; replace it instead")
+        stored = job_store.get(conn, job.id)
+    assert stored is not None
+    return stored
+
+
+def put_job(db: Database, job: Job) -> tuple[StoredJob, bool]:
+    """Create or replace one job (keeping its paused state); True when it was created."""
+    with db.transaction() as conn:
+        created = job_store.upsert(conn, job) == "created"
+        stored = job_store.get(conn, job.id)
+    assert stored is not None
+    return stored, created
+
+
+@dataclass(frozen=True)
+class NextFires:
+    timezone: str
+    fires: list[datetime]
+
+
+def next_fires(
+    db: Database, job_id: str, count: int, *, default_timezone: str, now: datetime
+) -> NextFires:
+    """The job's next `count` fire times after `now` (aware UTC), and the zone they follow.
+
+    ConflictError when the job has no schedule.
+    """
+    job = get_job(db, job_id).job
+    schedule = job.cron
+    if schedule is None:
+        raise ConflictError(f"job {job_id!r} has no schedule")
+    zone = job.timezone or default_timezone
+    return NextFires(zone, schedule.next_fires(now, validate_timezone(zone), count))

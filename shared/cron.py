@@ -2,13 +2,21 @@
 
 Expressions have 5 fields (minute first) or 6 with seconds first, or a macro such as `@hourly`.
 Fire times are computed in the job's IANA timezone and returned as aware UTC datetimes.
+
+Daylight-saving changes: a schedule fires at most once per local wall-clock time.
+- Spring forward (a gap, e.g. 02:00-02:59 does not exist): a fire time inside the gap fires once,
+  at the first instant after the gap (03:00 local), as classic cron does; several gap times of
+  one expression collapse into that one fire.
+- Autumn back (an overlap, e.g. 01:00-01:59 happens twice): each wall-clock time fires at its
+  first occurrence only; the repeated hour fires nothing. A `*/20 * * * *` job therefore runs
+  01:00, 01:20, 01:40 (summer time), then 02:00 (standard time), not six times.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
@@ -53,11 +61,60 @@ class CronSchedule:
         """Fire times strictly after `after` (aware), as aware UTC datetimes, in order."""
         if after.tzinfo is None:
             raise ValueError("after must be timezone-aware")
-        it = croniter(self.expression, after.astimezone(tz), second_at_beginning=self.has_seconds)
+        # croniter walks naive wall-clock time; `_wall_to_utc` applies the DST rules above.
+        wall_after = after.astimezone(tz).replace(tzinfo=None)
+        it = croniter(self.expression, wall_after, second_at_beginning=self.has_seconds)
+        last = after
         while True:
-            fire = it.get_next(datetime)
-            yield fire.astimezone(UTC)
+            fire = _wall_to_utc(it.get_next(datetime), tz)
+            # Equal or earlier instants are a collapsed gap or the repeated autumn hour.
+            if fire > last:
+                last = fire
+                yield fire
+
+    def iter_before(self, before: datetime, tz: ZoneInfo) -> Iterator[datetime]:
+        """Fire times at or before `before` (aware), newest first, as aware UTC datetimes."""
+        if before.tzinfo is None:
+            raise ValueError("before must be timezone-aware")
+        wall_before = before.astimezone(tz).replace(tzinfo=None) + _STEP
+        it = croniter(self.expression, wall_before, second_at_beginning=self.has_seconds)
+        last: datetime | None = None
+        while True:
+            fire = _wall_to_utc(it.get_prev(datetime), tz)
+            if fire <= before and (last is None or fire < last):
+                last = fire
+                yield fire
 
     def next_fires(self, after: datetime, tz: ZoneInfo, count: int) -> list[datetime]:
         it = self.iter_after(after, tz)
         return [next(it) for _ in range(count)]
+
+
+# Cron's finest unit; a wall time a step past `before` makes get_prev include `before` itself.
+_STEP = timedelta(microseconds=1)
+
+
+def _wall_to_utc(wall: datetime, tz: ZoneInfo) -> datetime:
+    """The instant a naive local wall-clock time fires: its first occurrence, or the end of the
+    DST gap it falls into."""
+    first = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if first.astimezone(tz).replace(tzinfo=None) == wall:
+        return first
+    # In a gap, fold=0 reads the wall time with the offset from before the change (an instant
+    # after the transition) and fold=1 with the offset from after it (an instant before it).
+    low = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    return _transition(low, first, tz)
+
+
+def _transition(low: datetime, high: datetime, tz: ZoneInfo) -> datetime:
+    """The first instant in (low, high] with high's UTC offset (zone changes fall on whole
+    seconds, and cron times have no fraction)."""
+    offset = high.astimezone(tz).utcoffset()
+    lo, hi = int(low.timestamp()), int(high.timestamp())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, tz).utcoffset() == offset:
+            hi = mid
+        else:
+            lo = mid
+    return datetime.fromtimestamp(hi, UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -20,10 +21,10 @@ def parse_duration(value: Any) -> timedelta:
     elif isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}: expected e.g. '30s' or a number of seconds")
     elif isinstance(value, int | float):
-        result = timedelta(seconds=value)
+        result = _checked(value, lambda: timedelta(seconds=value))
     elif isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
         ms = sum(float(n) * _UNITS_MS[u] for n, u in _PART.findall(value.strip()))
-        result = timedelta(milliseconds=ms)
+        result = _checked(value, lambda: timedelta(milliseconds=ms))
     else:
         raise ValueError(
             f"invalid duration {value!r}: use a number with a unit (200ms, 30s, 5m, 1h) "
@@ -32,6 +33,13 @@ def parse_duration(value: Any) -> timedelta:
     if result < timedelta(0):
         raise ValueError(f"invalid duration {value!r}: must not be negative")
     return result
+
+
+def _checked(value: Any, build: Callable[[], timedelta]) -> timedelta:
+    try:
+        return build()
+    except OverflowError:
+        raise ValueError(f"invalid duration {value!r}: too large") from None
 
 
 def format_duration(value: timedelta) -> str:

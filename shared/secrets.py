@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 from shared.errors import PermanentDispatchError
+from shared.logs import mask
 
 _REF = re.compile(r"\$\{(env|file):([^}]*)\}")
 _ANY_REF = re.compile(r"\$\{([^}]*)\}")
@@ -43,13 +44,17 @@ def resolve(value: str, environ: Mapping[str, str] | None = None) -> str:
         if kind == "env":
             if name not in env:
                 raise PermanentDispatchError(f"secret reference ${{env:{name}}}: variable not set")
-            return env[name]
-        try:
-            return Path(name).read_text().rstrip("\n")
-        except OSError as exc:
-            raise PermanentDispatchError(
-                f"secret reference ${{file:{name}}}: {exc.strerror}"
-            ) from exc
+            secret = env[name]
+        else:
+            try:
+                secret = Path(name).read_text().rstrip("\n")
+            except OSError as exc:
+                raise PermanentDispatchError(
+                    f"secret reference ${{file:{name}}}: {exc.strerror}"
+                ) from exc
+        # Logs redact it wherever it shows up, e.g. echoed back in a target's error body.
+        mask(secret)
+        return secret
 
     return _REF.sub(substitute, value)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.durations import Duration
 from shared.errors import ConfigError
 
 _NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -37,6 +39,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     db_pool_size: int = Field(default=10, ge=1, le=1000)
+    # Leader lock of the ticker: a dead leader is replaced within about this long.
+    ticker_lock_ttl: Duration = timedelta(seconds=5)
+    # Redis broker: a worker silent for this long is dead and its unacknowledged messages
+    # go back to the queue (RabbitMQ does this when the connection drops).
+    worker_heartbeat_timeout: Duration = timedelta(seconds=60)
+    # Defaults of the broker targets; a job's own block overrides each. A wait for an ack or
+    # reply never outlasts the job's timeout.
+    kafka_acks: Literal["all", "1", "0"] = "all"
+    # Off so that a typo in a topic name fails the attempt instead of creating a topic.
+    kafka_auto_create_topics: bool = False
+    kafka_timeout: Duration = timedelta(seconds=10)
+    nats_timeout: Duration = timedelta(seconds=10)
+    rabbitmq_confirm: bool = True
+    rabbitmq_timeout: Duration = timedelta(seconds=10)
 
     @field_validator("database_url")
     @classmethod
@@ -66,6 +82,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA timezone {value!r}") from None
+        return value
+
+    @field_validator("ticker_lock_ttl")
+    @classmethod
+    def _lock_ttl(cls, value: timedelta) -> timedelta:
+        if value < timedelta(milliseconds=500):
+            raise ValueError("must be at least 500ms")
         return value
 
     @field_validator("chronos_namespace")

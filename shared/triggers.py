@@ -8,6 +8,7 @@ and a loser learns the id of the execution that won.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -96,6 +97,53 @@ class Triggers:
             # records enqueued_at itself when it finds the row still pending.
             log.warning("could not mark execution queued", extra={"execution_id": str(new.id)})
         return Triggered(new.id, created=True)
+
+    def fire_cron(self, fires: Sequence[tuple[Job, datetime]]) -> list[UUID]:
+        """Create and enqueue the cron executions of many (job, scheduled time) pairs at once.
+
+        The same contract as `fire` with key `cron_key(job.id, scheduled_at)`, in one insert
+        and one update for the whole batch; returns the ids of the executions it created (a
+        pair whose key exists already creates nothing). If the broker fails, the executions not
+        yet enqueued are discarded and UnavailableError is raised; firing again is safe.
+        """
+        news = [
+            executions.NewExecution(
+                id=uuid4(),
+                job_id=job.id,
+                trigger="cron",
+                scheduled_at=at,
+                job_snapshot=job.spec(),
+                payload=job.payload,
+                idempotency_key=cron_key(job.id, at),
+            )
+            for job, at in fires
+        ]
+        if not news:
+            return []
+        with self.db.transaction() as conn:
+            inserted = executions.insert_many(conn, news)
+        created = [new for new in news if new.id in inserted]
+        queued: list[tuple[UUID, datetime]] = []
+        try:
+            for new in created:
+                self.enqueuer.enqueue(new.id)
+                queued.append((new.id, datetime.now(UTC)))
+        except UnavailableError:
+            for new in created[len(queued) :]:
+                self._discard(new.id)
+            raise
+        finally:
+            self._mark_queued(queued)
+        return [new.id for new in created]
+
+    def _mark_queued(self, queued: list[tuple[UUID, datetime]]) -> None:
+        if not queued:
+            return
+        try:
+            with self.db.transaction() as conn:
+                executions.mark_queued_many(conn, queued)
+        except UnavailableError:
+            log.warning("could not mark executions queued", extra={"count": len(queued)})
 
     def _discard(self, execution_id: UUID) -> None:
         try:

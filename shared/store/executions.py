@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,6 +66,54 @@ def mark_queued(conn: Connection, execution_id: UUID, at: datetime) -> None:
         "UPDATE executions SET status = 'queued', enqueued_at = %s "
         "WHERE id = %s AND status = 'pending'",
         (at, execution_id),
+    )
+
+
+def insert_many(conn: Connection, news: list[NewExecution]) -> set[UUID]:
+    """Insert pending executions in one statement; return the ids whose keys were new."""
+    # One JSON document for the whole batch: psycopg adapts one string far faster than
+    # arrays of long values.
+    batch = json.dumps(
+        [
+            {
+                "id": str(n.id),
+                "job_id": n.job_id,
+                "idempotency_key": n.idempotency_key,
+                "trigger": n.trigger,
+                "scheduled_at": n.scheduled_at.isoformat(),
+                "job_snapshot": n.job_snapshot,
+                "payload": n.payload,
+                "replay_of": str(n.replay_of) if n.replay_of else None,
+            }
+            for n in news
+        ],
+        separators=(",", ":"),
+    )
+    rows = conn.execute(
+        """
+        INSERT INTO executions
+            (id, job_id, idempotency_key, trigger, scheduled_at, job_snapshot, payload, replay_of)
+        SELECT id, job_id, idempotency_key, trigger, scheduled_at, job_snapshot, payload, replay_of
+        FROM jsonb_to_recordset(%s::jsonb) AS r (
+            id uuid, job_id text, idempotency_key text, trigger text, scheduled_at timestamptz,
+            job_snapshot jsonb, payload jsonb, replay_of uuid)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id
+        """,
+        (batch,),
+    ).fetchall()
+    return {row["id"] for row in rows}
+
+
+def mark_queued_many(conn: Connection, queued: list[tuple[UUID, datetime]]) -> None:
+    """`mark_queued` for many executions in one statement."""
+    conn.execute(
+        """
+        UPDATE executions SET status = 'queued', enqueued_at = q.at
+        FROM unnest(%s::uuid[], %s::timestamptz[]) AS q (id, at)
+        WHERE executions.id = q.id AND executions.status = 'pending'
+        """,
+        ([execution_id for execution_id, _ in queued], [at for _, at in queued]),
     )
 
 
@@ -134,3 +183,233 @@ def list_executions(conn: Connection, flt: ExecutionFilter) -> list[dict[str, An
         "ORDER BY created_at DESC, id DESC LIMIT %s",
         params,
     ).fetchall()
+
+
+def request_cancel(conn: Connection, execution_id: UUID, reason: str) -> str | None:
+    """Cancel a live execution in one conditional statement: one that is not running ends
+    `cancelled` at once; a running one gets `cancel_requested` and its worker ends it. Returns
+    the status after the update, or None when the execution is missing or already terminal.
+    (SET expressions see the row as it was, so `status` in the CASEs is the old status.)"""
+    row = conn.execute(
+        """
+        UPDATE executions SET
+            cancel_requested = true,
+            status_reason = %(reason)s,
+            status = CASE WHEN status = 'running' THEN status ELSE 'cancelled' END,
+            finished_at = CASE WHEN status = 'running' THEN finished_at ELSE now() END,
+            next_attempt_at = NULL
+        WHERE id = %(id)s AND status IN ('pending', 'queued', 'running', 'retrying')
+        RETURNING status
+        """,
+        {"id": execution_id, "reason": reason},
+    ).fetchone()
+    return row["status"] if row else None
+
+
+# --- The worker's state transitions. Every one is conditional (on status and attempt number),
+# so a duplicate or late message can never move an execution twice or record a second success.
+
+CLAIMABLE_STATES = ("pending", "queued", "retrying")
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    """An execution as a worker found it; `claimed_attempt` is set when this worker may run it."""
+
+    id: UUID
+    job_id: str
+    status: str
+    attempts: int
+    claimed_attempt: int | None
+    job_snapshot: str
+    payload: Any
+    scheduled_at: datetime
+    # The current attempt (number `attempts`) of a running execution: when it began and
+    # whether it has ended.
+    attempt_started_at: datetime | None
+    attempt_open: bool
+    # What created it (cron, webhook, manual, replay): a label of the execution metrics.
+    trigger: str = "manual"
+
+
+def claim_many(conn: Connection, ids: list[UUID], now: datetime) -> dict[UUID, ClaimRow]:
+    """Move each claimable execution to `running` with its next attempt row opened, in one
+    statement. Executions that are running, terminal or claimed concurrently by another worker
+    come back with `claimed_attempt` None; unknown ids do not come back.
+
+    A row still `pending` (its trigger crashed before marking it queued) gets its enqueued_at
+    here. The job snapshot comes back as JSON text so callers can cache its parsed form.
+    """
+    rows = conn.execute(
+        """
+        WITH req AS (SELECT DISTINCT id FROM unnest(%(ids)s::uuid[]) AS r (id)),
+        claimed AS (
+            UPDATE executions e
+            SET status = 'running', attempts = e.attempts + 1,
+                started_at = coalesce(e.started_at, %(now)s),
+                enqueued_at = coalesce(e.enqueued_at, %(now)s),
+                next_attempt_at = NULL
+            FROM req
+            WHERE e.id = req.id AND e.status IN ('pending', 'queued', 'retrying')
+            RETURNING e.id, e.attempts
+        ),
+        opened AS (
+            INSERT INTO attempts (execution_id, attempt, started_at)
+            SELECT id, attempts, %(now)s FROM claimed
+        )
+        SELECT x.id, x.job_id, x.status, x.attempts, c.attempts AS claimed_attempt,
+               x.job_snapshot::text AS job_snapshot, x.payload, x.scheduled_at, x.trigger,
+               a.started_at AS attempt_started_at,
+               coalesce(a.finished_at IS NULL, false) AS attempt_open
+        FROM req
+        JOIN executions x ON x.id = req.id
+        LEFT JOIN claimed c ON c.id = x.id
+        LEFT JOIN attempts a ON a.execution_id = x.id AND a.attempt = x.attempts
+        """,
+        {"ids": ids, "now": now},
+    ).fetchall()
+    return {row["id"]: ClaimRow(**row) for row in rows}
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How one attempt ended and the state its execution moves to."""
+
+    execution_id: UUID
+    attempt: int
+    finished_at: datetime
+    duration_ms: float
+    outcome: str
+    status: str  # 'succeeded', 'failed' or 'retrying'
+    status_code: int | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    response: str | None = None
+    result: Any = None
+    next_attempt_at: datetime | None = None
+
+
+def finish_many(conn: Connection, ends: list[AttemptEnd]) -> dict[UUID, str]:
+    """Close each attempt row and move its execution, in one statement; return the new
+    status of each execution that moved. An execution moves only if it is still `running`
+    that same attempt: a reclaimed or finished execution is left alone. One whose cancel was
+    requested during the attempt ends `cancelled` instead of waiting for another attempt."""
+    rows = conn.execute(
+        """
+        WITH r AS (
+            SELECT * FROM unnest(
+                %s::uuid[], %s::int[], %s::timestamptz[], %s::float8[], %s::text[], %s::text[],
+                %s::int[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::timestamptz[])
+            AS r (id, attempt, finished_at, duration_ms, outcome, status,
+                  status_code, error_class, error_message, response, result, next_attempt_at)
+        ),
+        closed AS (
+            UPDATE attempts a
+            SET finished_at = r.finished_at, duration_ms = r.duration_ms, outcome = r.outcome,
+                status_code = r.status_code, error_class = r.error_class,
+                error_message = r.error_message, response = r.response
+            FROM r
+            WHERE a.execution_id = r.id AND a.attempt = r.attempt AND a.finished_at IS NULL
+            RETURNING a.execution_id, a.attempt
+        )
+        UPDATE executions e
+        SET status = CASE WHEN r.status = 'retrying' AND e.cancel_requested
+                          THEN 'cancelled' ELSE r.status END,
+            finished_at = CASE WHEN r.status = 'retrying' AND NOT e.cancel_requested
+                               THEN NULL ELSE r.finished_at END,
+            next_attempt_at = CASE WHEN e.cancel_requested THEN NULL ELSE r.next_attempt_at END,
+            result = r.result,
+            error = CASE WHEN r.status = 'succeeded' THEN NULL ELSE r.error_message END
+        FROM r JOIN closed c ON c.execution_id = r.id AND c.attempt = r.attempt
+        WHERE e.id = r.id AND e.status = 'running' AND e.attempts = r.attempt
+        RETURNING e.id, e.status
+        """,
+        (
+            [e.execution_id for e in ends],
+            [e.attempt for e in ends],
+            [e.finished_at for e in ends],
+            [e.duration_ms for e in ends],
+            [e.outcome for e in ends],
+            [e.status for e in ends],
+            [e.status_code for e in ends],
+            [e.error_class for e in ends],
+            [e.error_message for e in ends],
+            [e.response for e in ends],
+            [None if e.result is None else Jsonb(e.result) for e in ends],
+            [e.next_attempt_at for e in ends],
+        ),
+    ).fetchall()
+    return {row["id"]: row["status"] for row in rows}
+
+
+WORKER_LOST = "WorkerLost"
+
+
+def take_over(
+    conn: Connection, execution_id: UUID, lost_attempt: int, now: datetime, *, give_up: bool
+) -> int | None:
+    """Close attempt `lost_attempt` of a running execution whose worker died as failed
+    (`WorkerLost`), then either open the next attempt (returning its number) or, with
+    `give_up`, fail the execution. None when another worker got there first."""
+    message = f"worker lost during attempt {lost_attempt}"
+    row = conn.execute(
+        """
+        WITH lost AS (
+            UPDATE attempts
+            SET finished_at = %(now)s, outcome = 'failed', error_class = %(class)s,
+                error_message = %(message)s,
+                duration_ms = extract(epoch FROM %(now)s - started_at) * 1000
+            WHERE execution_id = %(id)s AND attempt = %(n)s AND finished_at IS NULL
+        ),
+        moved AS (
+            UPDATE executions
+            SET attempts = attempts + CASE WHEN %(give_up)s THEN 0 ELSE 1 END,
+                status = CASE WHEN %(give_up)s THEN 'failed' ELSE 'running' END,
+                finished_at = CASE WHEN %(give_up)s THEN %(now)s END,
+                error = CASE WHEN %(give_up)s THEN %(message)s END
+            WHERE id = %(id)s AND status = 'running' AND attempts = %(n)s
+            RETURNING attempts
+        ),
+        opened AS (
+            INSERT INTO attempts (execution_id, attempt, started_at)
+            SELECT %(id)s, attempts, %(now)s FROM moved WHERE NOT %(give_up)s
+        )
+        SELECT attempts FROM moved
+        """,
+        {
+            "id": execution_id,
+            "n": lost_attempt,
+            "now": now,
+            "give_up": give_up,
+            "class": WORKER_LOST,
+            "message": message,
+        },
+    ).fetchone()
+    return None if row is None else int(row["attempts"])
+
+
+def unclaim(
+    conn: Connection, execution_id: UUID, attempt: int, status: str, reason: str | None
+) -> bool:
+    """Undo the claim of attempt `attempt` before anything was dispatched: drop its attempt
+    row and move the execution to `status`: `skipped` (concurrency policy, final) or back to
+    `queued` / `retrying` (deferred: its message comes back later). False when the execution
+    is no longer running that attempt (cancelled meanwhile, or taken over)."""
+    row = conn.execute(
+        """
+        WITH moved AS (
+            UPDATE executions
+            SET status = %(status)s, attempts = attempts - 1, status_reason = %(reason)s,
+                finished_at = CASE WHEN %(status)s = 'skipped' THEN now() END
+            WHERE id = %(id)s AND status = 'running' AND attempts = %(n)s
+            RETURNING id
+        ),
+        dropped AS (
+            DELETE FROM attempts a USING moved
+            WHERE a.execution_id = moved.id AND a.attempt = %(n)s
+        )
+        SELECT count(*) AS moved FROM moved
+        """,
+        {"id": execution_id, "n": attempt, "status": status, "reason": reason},
+    ).fetchone()
+    return bool(row and row["moved"])

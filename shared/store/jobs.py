@@ -79,6 +79,20 @@ def upsert(conn: Connection, job: Job) -> str:
     return "created" if row["inserted"] else "updated"
 
 
+def insert(conn: Connection, job: Job) -> bool:
+    """Insert a new definition; False when a job with that id exists already."""
+    row = conn.execute(
+        """
+        INSERT INTO jobs (id, spec, schedule, enabled)
+        VALUES (%(id)s, %(spec)s, %(schedule)s, %(enabled)s)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+        """,
+        {"id": job.id, "spec": Jsonb(job.spec()), "schedule": job.schedule, "enabled": job.enabled},
+    ).fetchone()
+    return row is not None
+
+
 def delete(conn: Connection, job_id: str) -> bool:
     return conn.execute("DELETE FROM jobs WHERE id = %s", (job_id,)).rowcount > 0
 

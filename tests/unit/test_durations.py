@@ -31,3 +31,9 @@ def test_rejects_bad_forms_naming_the_value(bad: object) -> None:
 @pytest.mark.parametrize("text", ["200ms", "30s", "5m", "1h", "1h30m", "1d2h3m4s5ms"])
 def test_format_is_the_inverse_of_parse(text: str) -> None:
     assert format_duration(parse_duration(text)) == text
+
+
+@pytest.mark.parametrize("huge", [10**17, "99999999999999d", float("inf")])
+def test_too_large_is_a_validation_error_not_a_crash(huge: object) -> None:
+    with pytest.raises(ValueError, match="too large"):
+        parse_duration(huge)
