@@ -7,8 +7,14 @@ import sys
 import click
 
 from services.cli.context import CliContext, fail
+from services.cli.dev import dev
 from services.cli.jobs import jobs
+from services.cli.queues import queues
 from services.cli.runs import runs
+from services.echo import echo_server
+from services.ingress.cli import ingress
+from services.ticker.cli import ticker
+from services.workers.cli import worker
 from shared.errors import ChronosError, ConfigError, JobDefinitionError
 
 
@@ -33,6 +39,12 @@ def migrate(obj: CliContext) -> None:
 
 cli.add_command(jobs)
 cli.add_command(runs)
+cli.add_command(queues)
+cli.add_command(ticker)
+cli.add_command(ingress)
+cli.add_command(worker)
+cli.add_command(dev)
+cli.add_command(echo_server)
 
 
 def main() -> None:

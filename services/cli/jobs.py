@@ -111,3 +111,33 @@ def trigger(obj: CliContext, job_id: str, payload: str | None) -> None:
     stored = catalog.get_job(obj.runtime.db, job_id)
     triggered = obj.runtime.triggers.fire(stored.job, "manual", payload=body)
     click.echo(str(triggered.execution_id))
+
+
+@jobs.command("next")
+@click.argument("job_id")
+@click.option("-n", "count", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.pass_obj
+def next_(obj: CliContext, job_id: str, count: int) -> None:
+    """Show a job's next fire times, in its timezone and in UTC."""
+    from services.ticker.cli import next_fires
+
+    zone, fires = next_fires(obj.runtime, obj.settings, job_id, count)
+    echo_table([zone, "UTC"], fires)
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.pass_obj
+def pause(obj: CliContext, job_id: str) -> None:
+    """Stop new cron fires and webhooks of a job; executions already queued still run."""
+    catalog.set_paused(obj.runtime.db, job_id, True)
+    click.echo(f"paused {job_id}")
+
+
+@jobs.command()
+@click.argument("job_id")
+@click.pass_obj
+def resume(obj: CliContext, job_id: str) -> None:
+    """Let a paused job fire and accept webhooks again."""
+    catalog.set_paused(obj.runtime.db, job_id, False)
+    click.echo(f"resumed {job_id}")

@@ -92,3 +92,29 @@ def get(obj: CliContext, execution_id: UUID, as_json: bool) -> None:
                 for a in row["attempts_detail"]
             ],
         )
+
+
+@runs.command()
+@click.argument("execution_id", type=click.UUID)
+@click.pass_obj
+def cancel(obj: CliContext, execution_id: UUID) -> None:
+    """Cancel a pending, queued, retrying or running execution."""
+    from shared.control import cancel as cancel_execution
+
+    rt = obj.runtime
+    status = cancel_execution(rt.db, rt.redis, obj.settings, execution_id)
+    if status == "running":
+        click.echo(f"cancel requested: {execution_id} (its in-flight attempt is being aborted)")
+    else:
+        click.echo(f"cancelled {execution_id}")
+
+
+@runs.command()
+@click.argument("execution_id", type=click.UUID)
+@click.pass_obj
+def replay(obj: CliContext, execution_id: UUID) -> None:
+    """Run a finished (e.g. failed) execution again with the same job snapshot and payload;
+    print the new execution id."""
+    from shared.control import replay as replay_execution
+
+    click.echo(str(replay_execution(obj.runtime.db, obj.runtime.triggers, execution_id)))

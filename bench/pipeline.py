@@ -1,0 +1,250 @@
+"""End-to-end delivery throughput of `chronos worker` against a naive pipeline, same run.
+
+Both pipelines drain `--jobs` queued jobs with `--processes` worker processes of `--threads`
+threads each, POSTing to an nginx `return 200` on a loopback port (so the pipeline, not the
+target, is measured), over the Redis broker and the real Postgres:
+
+- naive: a Dramatiq actor doing a sync httpx POST and one autocommit INSERT per job
+  (bench/naive_pipeline.py);
+- chronos: executions created through the trigger path, then claimed, delivered, recorded
+  with an attempt row and finished by the workers.
+
+Throughput is jobs over the span between the first and the last recorded completion, so
+process start-up is left out of both. Each pipeline gets its own database and Redis namespace,
+removed afterwards.
+
+    .venv/bin/python bench/pipeline.py [--jobs 5000] [--processes 2] [--threads 8]
+
+Needs nginx (Debian: `apt-get install nginx-light`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import redis
+
+from shared.jobs import Job
+from shared.migrate import migrate
+from shared.runtime import Runtime
+from shared.settings import load_settings
+
+ADMIN_URL = os.environ.get(
+    "CHRONOS_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("CHRONOS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+BENCH_DIR = Path(__file__).resolve().parent
+DRAIN_TIMEOUT_S = 120
+
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir};
+    server {{
+        listen 127.0.0.1:{port};
+        keepalive_requests 1000000;
+        location / {{ return 200 '{{"status":"ok","message":"done","data":null}}'; }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def nginx() -> Iterator[str]:
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        conf = Path(tmp) / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=tmp, port=port))
+        proc = subprocess.Popen([binary, "-c", str(conf), "-p", tmp], stderr=subprocess.DEVNULL)
+        try:
+            wait(lambda: _listening(port), 10, "nginx")
+            yield f"http://127.0.0.1:{port}/hook"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    name = f"chronos_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def namespace() -> Iterator[str]:
+    ns = f"bench{secrets.token_hex(4)}"
+    try:
+        yield ns
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"{ns}*", count=1000):
+            client.delete(key)
+        client.close()
+
+
+@contextmanager
+def processes(args: list[str], env: dict[str, str]) -> Iterator[None]:
+    """Run worker processes; their output goes to bench-workers.log in the temp directory."""
+    log = (Path(tempfile.gettempdir()) / "bench-workers.log").open("ab")
+    proc = subprocess.Popen(
+        args, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log
+    )
+    try:
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def count_and_span(url: str, query: str) -> tuple[int, float]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    n, first, last = row
+    return int(n), (last - first).total_seconds() if n else 0.0
+
+
+def worker_args(module: str, opts: argparse.Namespace) -> list[str]:
+    return [
+        sys.executable, "-m", "dramatiq", module,
+        "--processes", str(opts.processes), "--threads", str(opts.threads),
+    ]  # fmt: skip
+
+
+def run_naive(opts: argparse.Namespace, target: str) -> float:
+    with database() as url, namespace() as ns:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE naive_results (job_id text, status_code int, "
+                "at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            )
+        queue = f"{ns}.naive"
+        env = {
+            **os.environ,
+            "NAIVE_REDIS_URL": REDIS_URL,
+            "NAIVE_NAMESPACE": ns,
+            "NAIVE_QUEUE": queue,
+            "NAIVE_DATABASE_URL": url,
+            "NAIVE_TARGET": target,
+            "PYTHONPATH": str(BENCH_DIR),
+        }
+        os.environ.update({k: env[k] for k in env if k.startswith("NAIVE_")})
+        sys.path.insert(0, str(BENCH_DIR))
+        import naive_pipeline
+
+        for i in range(opts.jobs):
+            naive_pipeline.deliver.send(str(i))
+        query = "SELECT count(*), min(at), max(at) FROM naive_results"
+        with processes(worker_args("naive_pipeline", opts), env):
+            wait(lambda: count_and_span(url, query)[0] >= opts.jobs, DRAIN_TIMEOUT_S, "naive")
+        n, span = count_and_span(url, query)
+        return n / span
+
+
+def run_chronos(opts: argparse.Namespace, target: str) -> float:
+    with database() as url, namespace() as ns:
+        migrate(url)
+        settings = load_settings(
+            database_url=url, redis_url=REDIS_URL, broker_url=REDIS_URL, chronos_namespace=ns
+        )
+        job = Job.model_validate({"id": "bench", "webhook": {"url": target}})
+        runtime = Runtime(settings)
+        try:
+            start = datetime(2026, 1, 1, tzinfo=UTC)
+            fires = [(job, start + timedelta(seconds=i)) for i in range(opts.jobs)]
+            for chunk in range(0, len(fires), 1000):
+                runtime.triggers.fire_cron(fires[chunk : chunk + 1000])
+        finally:
+            runtime.close()
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "REDIS_URL": REDIS_URL,
+            "BROKER_URL": REDIS_URL,
+            "CHRONOS_NAMESPACE": ns,
+            "LOG_LEVEL": "warning",
+        }
+        query = (
+            "SELECT count(*), min(finished_at), max(finished_at) FROM executions "
+            "WHERE status = 'succeeded'"
+        )
+        chronos = str(Path(sys.executable).with_name("chronos"))
+        args = [chronos, "worker", "--processes", str(opts.processes)]
+        with processes([*args, "--threads", str(opts.threads)], env):
+            wait(lambda: count_and_span(url, query)[0] >= opts.jobs, DRAIN_TIMEOUT_S, "chronos")
+        n, span = count_and_span(url, query)
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT count(*) FROM attempts WHERE outcome = 'succeeded'")
+            attempts = row.fetchone()
+        assert attempts is not None and attempts[0] == opts.jobs, attempts
+        return n / span
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    opts = parser.parse_args()
+    with nginx() as target:
+        naive = run_naive(opts, target)
+        print(f"naive pipeline:   {naive:8.0f} jobs/s", flush=True)
+        chronos = run_chronos(opts, target)
+        print(f"chronos pipeline: {chronos:8.0f} jobs/s", flush=True)
+    print(f"ratio chronos/naive: {chronos / naive:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
