@@ -87,7 +87,12 @@ class Triggers:
         try:
             self.enqueuer.enqueue(new.id, options=message_options)
         except UnavailableError:
-            self._discard(new.id)
+            # A keyed execution stays `pending` for the repair loop: a concurrent copy of the
+            # same delivery may already have answered with its id, and the caller's retry with
+            # that key finds it rather than creating a second one. Without a key the retry
+            # would make a new execution, so this one must go.
+            if idempotency_key is None:
+                self._discard(new.id)
             raise
         try:
             with self.db.transaction() as conn:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from ingress_app import MakeClient, add_jobs, make_job, queue_length
 
+from services.ticker.housekeeping import Housekeeper
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.store import executions
@@ -167,3 +169,34 @@ def test_broker_down_is_503_and_leaves_no_execution(
     assert response.headers["retry-after"] == "1"
     assert _count(runtime) == 0
     assert queue_length(settings) == 0
+
+
+def test_broker_down_keeps_a_keyed_delivery_for_the_repair_loop(
+    make_client: MakeClient, client: TestClient, runtime: Runtime, settings: Settings
+) -> None:
+    """A concurrent copy of the delivery may have answered 202 with this execution's id, so
+    the 503 must not delete it: the sender's retry finds it, and the repair loop enqueues it."""
+    add_jobs(runtime, make_job())
+    down = make_client(broker_url=f"redis://127.0.0.1:{_free_port()}/0")
+    headers = {"X-GitHub-Delivery": "d-1"}
+    _error(down.post("/webhooks/hook", json={"n": 1}, headers=headers), 503, "unavailable")
+    with runtime.db.transaction() as conn:
+        (pending,) = executions.list_executions(conn, executions.ExecutionFilter())
+    assert pending["status"] == "pending"
+    assert queue_length(settings) == 0
+
+    retry = client.post("/webhooks/hook", json={"n": 1}, headers=headers)
+    assert retry.status_code == 202, retry.text
+    assert retry.json()["executionId"] == str(pending["id"])
+    assert _count(runtime) == 1
+
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    keeper = Housekeeper(
+        runtime.db,
+        runtime.enqueuer,
+        retention=timedelta(days=180),
+        dedupe_window=timedelta(hours=48),
+        clock=lambda: later,
+    )
+    assert keeper.repair() == 1
+    assert queue_length(settings) == 1
