@@ -111,10 +111,12 @@ def private_kafka() -> PrivateServer:
     )
 
 
-def private_nats(store: Path) -> PrivateServer:
+def private_nats(store: Path, *options: str) -> PrivateServer:
+    """`options` are extra nats-server flags, e.g. `--user u --pass p` to require a login."""
     port = free_port()
     return PrivateServer(
-        [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)], port
+        [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store), *options],
+        port,
     )
 
 

@@ -158,6 +158,51 @@ def test_jetstream_without_stream_fails_permanently(
 
 
 @pytest.mark.slow
+def test_credentials_accept_secret_references(
+    dispatcher: NatsDispatcher,
+    subject: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    password = secrets.token_hex(8)
+    server = private_nats(tmp_path, "--user", "chronos", "--pass", password).start()
+    url = f"nats://127.0.0.1:{server.port}"
+    monkeypatch.setenv("CHRONOS_TEST_NATS_USER", "chronos")
+    password_file = tmp_path / "nats-password"
+    password_file.write_text(password + "\n")
+    attempt = delivery(
+        nats_job(
+            subject,
+            url=url,
+            user="${env:CHRONOS_TEST_NATS_USER}",
+            password=f"${{file:{password_file}}}",
+        )
+    )
+
+    async def main() -> Msg:
+        client = await nats.connect(url, user="chronos", password=password)
+        try:
+            subscription = await client.subscribe(subject)
+            await client.flush()
+            await asyncio.to_thread(dispatcher.dispatch, attempt)
+            return await subscription.next_msg(timeout=5)
+        finally:
+            await client.close()
+
+    try:
+        msg = asyncio.run(main())
+        assert json.loads(msg.data) == {"order": 42}
+        assert msg.headers is not None
+        assert msg.headers["X-Chronos-Execution-ID"] == str(attempt.execution_id)
+
+        wrong = nats_job(subject, url=url, user="chronos", password="wrong", timeout="2s")
+        with pytest.raises(PermanentDispatchError, match="Authorization"):
+            dispatcher.dispatch(delivery(wrong))
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
 def test_server_restart_is_survived_by_the_same_dispatcher(
     dispatcher: NatsDispatcher, subject: str, tmp_path: Path
 ) -> None:

@@ -78,6 +78,21 @@ def test_missing_exchange_fails_permanently_and_the_channel_recovers(
     assert get(queue) is not None
 
 
+def test_channel_closed_after_an_unconfirmed_publish_is_replaced(
+    dispatcher: RabbitMQDispatcher, queue: str
+) -> None:
+    missing = f"chronos-missing-{secrets.token_hex(4)}"
+    # Without confirms this returns before the broker closes the channel over the missing
+    # exchange; the thread's next messages must not be sent into that closed channel.
+    dispatcher.dispatch(delivery(rabbitmq_job(exchange=missing, routing_key=queue, confirm=False)))
+    job = rabbitmq_job(routing_key=queue, confirm=False)
+    wait_until(
+        lambda: _succeeds(dispatcher, delivery(job)) and get(queue) is not None,
+        10,
+        "a message through a fresh channel",
+    )
+
+
 def test_unroutable_mandatory_message_is_a_retryable_failure(
     dispatcher: RabbitMQDispatcher,
 ) -> None:

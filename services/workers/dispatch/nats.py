@@ -29,6 +29,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.protocol.parser import AUTHORIZATION_VIOLATION
 
 from services.workers.dispatch.base import Delivery, Outcome
 from services.workers.dispatch.loop import LoopThread
@@ -221,4 +222,7 @@ def _nats_errors(target: NatsTarget, limit: timedelta) -> Iterator[None]:
     except _PERMANENT as exc:
         raise PermanentDispatchError(f"{where}: {type(exc).__name__}: {exc}") from exc
     except (nats.errors.Error, OSError) as exc:
-        raise RetryableDispatchError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        # At connect, nats-py reports a refused login as a bare Error, not AuthorizationError.
+        refused = AUTHORIZATION_VIOLATION in str(exc).lower()
+        error = PermanentDispatchError if refused else RetryableDispatchError
+        raise error(f"{where}: {type(exc).__name__}: {exc}") from exc

@@ -85,7 +85,7 @@ class RabbitMQDispatcher:
         with _amqp_errors(target, limit):
             link = self._link(url, confirm, limit)
             try:
-                channel = link.channel or _open_channel(link, confirm)
+                channel = _channel(link, confirm)
                 channel.basic_publish(
                     target.exchange,
                     target.routing_key,
@@ -156,7 +156,11 @@ def _connect(url: str, limit: timedelta) -> pika.BlockingConnection:
     return pika.BlockingConnection(parameters)
 
 
-def _open_channel(link: _Link, confirm: bool) -> BlockingChannel:
+def _channel(link: _Link, confirm: bool) -> BlockingChannel:
+    # Without confirms the broker closes a channel (e.g. over a missing exchange) after the
+    # publish has returned; reusing it would fail every later message of this thread.
+    if link.channel is not None and link.channel.is_open:
+        return link.channel
     channel = link.connection.channel()
     if confirm:
         channel.confirm_delivery()

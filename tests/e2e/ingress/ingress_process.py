@@ -38,7 +38,9 @@ StartIngress = Callable[..., Ingress]
 def _pg_bin() -> Path:
     versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     if not versions:
-        pytest.fail("no Postgres server binaries under /usr/lib/postgresql: apt-get install -y postgresql")
+        pytest.fail(
+            "no Postgres server binaries under /usr/lib/postgresql: apt-get install -y postgresql"
+        )
     return versions[-1].parent
 
 

@@ -92,6 +92,10 @@ def test_postgres_down_is_503_and_service_resumes_when_it_returns(
         assert down.json()["code"] == "unavailable"
         assert "Postgres unavailable" in down.json()["error"]
         assert _queue_length(runtime) == 1, "nothing may be enqueued without its row"
+        not_ready = httpx.get(f"{ingress.url}/_ready", timeout=REQUEST_TIMEOUT_S)
+        assert not_ready.status_code == 503, not_ready.text
+        assert not_ready.json()["checks"]["postgres"].startswith("unavailable")
+        assert not_ready.json()["checks"]["broker"] == "ok"
 
         private_postgres.start()
         deadline = time.monotonic() + 30

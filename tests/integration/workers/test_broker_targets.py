@@ -14,7 +14,7 @@ import pika
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from broker_servers import AMQP, KAFKA, NATS, GrpcServer
+from broker_servers import AMQP, KAFKA, NATS, GrpcServer, wait_until
 from worker_fixtures import FAST_RETRY, REDIS_URL, attempts, wait_terminal
 
 from services.workers.process import WorkerProcess
@@ -155,6 +155,39 @@ def test_grpc_job_succeeds_and_keeps_the_result(runtime: Runtime, worker: Worker
     [call] = server.calls
     assert json.loads(call.request) == PAYLOAD
     assert call.metadata["x-chronos-execution-id"] == execution_id
+
+
+def test_grpc_server_back_after_a_retryable_attempt_is_reached_by_a_retry(
+    runtime: Runtime, worker: WorkerProcess
+) -> None:
+    server = GrpcServer()  # not started yet: its port refuses connections
+    server.answers["/" + METHOD] = b"{}"
+    # Retries far enough apart for the server to start between the first two attempts.
+    spaced = {"max_attempts": 4, "initial_interval": "2s", "max_interval": "2s"}
+    fired = runtime.triggers.fire(
+        job(grpc={"address": server.address, "method": METHOD}, retry_policy=spaced),
+        "manual",
+        payload=PAYLOAD,
+    )
+    wait_until(
+        lambda: any(a["outcome"] for a in attempts(runtime.db, fired.execution_id)),
+        10,
+        "first attempt finished",
+    )
+    server.start()
+    try:
+        row = wait_terminal(runtime.db, fired.execution_id)
+    finally:
+        server.stop()
+    tries = attempts(runtime.db, fired.execution_id)
+
+    assert row["status"] == "succeeded", (row, tries)
+    outcomes = [a["outcome"] for a in tries]
+    assert len(outcomes) >= 2 and outcomes[-1] == "succeeded", outcomes
+    assert set(outcomes[:-1]) == {"retryable"}, outcomes
+    assert "UNAVAILABLE" in tries[0]["error_message"]
+    [call] = server.calls
+    assert call.metadata["x-chronos-execution-id"] == str(fired.execution_id)
 
 
 @pytest.mark.parametrize(
