@@ -53,15 +53,23 @@ def target() -> Iterator[Target]:
     server.close()
 
 
-@pytest.fixture
-def worker(settings: Settings) -> Iterator[WorkerProcess]:
+@contextlib.contextmanager
+def consuming(settings: Settings) -> Iterator[WorkerProcess]:
     """A worker process's whole stack, with Dramatiq consuming in this process."""
     process = WorkerProcess(settings)
     consumer = dramatiq.Worker(process.broker, worker_threads=4, worker_timeout=100)
     consumer.start()
-    yield process
-    consumer.stop()
-    process.close()
+    try:
+        yield process
+    finally:
+        consumer.stop()
+        process.close()
+
+
+@pytest.fixture
+def worker(settings: Settings) -> Iterator[WorkerProcess]:
+    with consuming(settings) as process:
+        yield process
 
 
 def make_job(url: str, **fields: Any) -> Job:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,6 +40,9 @@ RESPONSE_CAP_BYTES = 64 * 1024
 KEEPALIVE_CONNECTIONS = 64
 _RESULT_KEYS = {"status", "message", "data"}
 _RETRY_AFTER_CODES = (429, 503)
+# What h11 will put on the wire as a header value. Checked before sending because h11's own
+# error quotes the rejected value, and header values carry resolved secrets.
+_SENDABLE_VALUE = re.compile(r"[!-~]+(?:[ \t]+[!-~]+)*")
 
 
 def create(settings: Settings) -> HttpDispatcher:
@@ -94,6 +98,12 @@ def _headers(delivery: Delivery, target: WebhookTarget) -> dict[str, str]:
         headers["Authorization"] = f"Basic {base64.b64encode(pair).decode('ascii')}"
     elif isinstance(auth, ApiKeyAuth):
         headers[auth.header] = resolve(auth.api_key)
+    for name, value in headers.items():
+        if value and not _SENDABLE_VALUE.fullmatch(value):
+            raise PermanentDispatchError(
+                f"job {delivery.job.id!r}: the value of header {name!r} cannot be sent (it has "
+                "a line break, control or non-ASCII character, or surrounding whitespace)"
+            )
     return headers
 
 

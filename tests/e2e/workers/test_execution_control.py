@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -213,6 +214,7 @@ def test_cancel_running_aborts_within_a_second_and_retrying_gets_no_more_attempt
     running = runtime.triggers.fire(running_job, "manual").execution_id
     wait_for(lambda: hanging.for_execution(running), 30, "the request")
 
+    asked_at = datetime.now(UTC)
     asked = time.monotonic()
     assert control.cancel(runtime.db, runtime.redis, runtime.settings, running) == "running"
     wait_for(lambda: hanging.for_execution(running)[0].closed, 5, "the connection to close")
@@ -220,6 +222,7 @@ def test_cancel_running_aborts_within_a_second_and_retrying_gets_no_more_attempt
     assert closed is not None and closed - asked < 1.0
     row = wait_terminal(runtime.db, running, timeout=5)
     assert row["status"] == "cancelled"
+    assert row["finished_at"] - asked_at < timedelta(seconds=1)
     assert [a["outcome"] for a in attempts(runtime.db, running)] == ["cancelled"]
 
     target.script = lambda n, r: Reply(500)

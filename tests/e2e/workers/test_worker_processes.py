@@ -1,4 +1,5 @@
-"""`chronos worker` processes: death mid-attempt, and a thousand executions over two processes."""
+"""`chronos worker` processes: death mid-attempt, a thousand executions over two processes, and
+the queues a worker consumes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 from http_target import Reply, Target
 from worker_fixtures import WorkerProcesses, attempts, make_job, wait_terminal
 
+from shared.broker import queue_name
 from shared.runtime import Runtime
+from shared.store import executions
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +84,23 @@ def test_thousand_triggers_drained_by_two_processes(
     assert set(by_id) == {str(i) for i in ids}
     pairs = Counter((r.execution_id, r.attempt) for r in target.received)
     assert max(pairs.values()) == 1
+
+
+def test_queues_option_limits_what_a_worker_consumes(
+    runtime: Runtime, target: Target, worker_processes: WorkerProcesses
+) -> None:
+    target.script = lambda n, r: Reply(500 if n == 0 else 200)
+    fired = runtime.triggers.fire(make_job(target.url), "manual")
+
+    worker_processes.start("--processes", "1", "--threads", "1", "--queues", "elsewhere")
+    wait_for(lambda: "ready for action" in worker_processes.output(), 30, "the worker to boot")
+    time.sleep(1.0)
+    with runtime.db.transaction() as conn:
+        row = executions.get(conn, fired.execution_id)
+    assert row is not None and row["status"] == "queued"
+    assert target.received == []
+
+    # Named explicitly, its queue is consumed, retries (delayed messages) included.
+    worker_processes.start("--queues", queue_name(runtime.settings))
+    row = wait_terminal(runtime.db, fired.execution_id, timeout=60)
+    assert (row["status"], row["attempts"]) == ("succeeded", 2)

@@ -76,3 +76,37 @@ def test_auth_reaches_target_and_secrets_stay_out_of_rows_and_logs(
     assert "attempt finished" in logged
     for secret in SECRETS:
         assert secret not in logged
+
+
+@pytest.mark.parametrize("broker_url", ["redis"], indirect=True)
+def test_secret_that_cannot_be_sent_fails_without_revealing_it(
+    monkeypatch: pytest.MonkeyPatch,
+    runtime: Runtime,
+    target: Target,
+    worker: WorkerProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A secret copied with its line break, as `echo token | base64` or a mounted file gives it.
+    monkeypatch.setenv("CHRONOS_T_TOKEN", f"{TOKEN}\n")
+    caplog.set_level(logging.DEBUG)
+    job = make_job(
+        target.url, webhook={"auth": {"type": "bearer", "token": "${env:CHRONOS_T_TOKEN}"}}
+    )
+    fired = runtime.triggers.fire(job, "manual")
+
+    row = wait_terminal(runtime.db, fired.execution_id)
+
+    assert row["status"] == "failed"
+    assert row["attempts"] == 1
+    assert "Authorization" in row["error"]
+    assert target.received == []
+    with runtime.db.transaction() as conn:
+        dump = "\n".join(
+            r["t"]
+            for table in ("executions", "attempts")
+            for r in conn.execute(f"SELECT {table}::text AS t FROM {table}").fetchall()
+        )
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "attempt finished" in logged
+    assert TOKEN not in dump
+    assert TOKEN not in logged

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from uuid import UUID
 
 import pytest
 from http_target import Reply, Target, refused_url, sequence
@@ -10,8 +12,16 @@ from worker_fixtures import attempts, make_job, wait_terminal
 
 from services.workers.process import WorkerProcess
 from shared.runtime import Runtime
+from shared.store import executions
 
 RESULT = {"status": "ok", "message": "report generated", "data": {"rows": 3}}
+
+
+def status(runtime: Runtime, execution_id: UUID) -> str:
+    with runtime.db.transaction() as conn:
+        row = executions.get(conn, execution_id)
+    assert row is not None
+    return str(row["status"])
 
 
 def test_500_500_200_is_three_attempts_of_one_execution(
@@ -75,7 +85,35 @@ def test_429_retry_after_is_honoured(
 
     assert row["status"] == "succeeded"
     first, second = target.requests_for(str(fired.execution_id))
-    assert second.at - first.at >= 0.9
+    # About the second asked for: not the 50 ms backoff, nor the 10 s cap.
+    assert 0.9 <= second.at - first.at < 3.0
+
+
+def test_waiting_to_retry_holds_no_worker_thread(
+    runtime: Runtime, target: Target, worker: WorkerProcess
+) -> None:
+    target.script = lambda n, r: Reply(
+        500 if r.headers["x-chronos-job-id"] == "flaky" and r.attempt == 1 else 200
+    )
+    flaky = make_job(
+        target.url,
+        id="flaky",
+        retry_policy={"max_attempts": 2, "initial_interval": "5s", "max_interval": "5s"},
+    )
+    # As many as the worker has threads: a wait that held a thread would leave none free.
+    waiting = [runtime.triggers.fire(flaky, "manual").execution_id for _ in range(4)]
+    deadline = time.monotonic() + 10
+    while {status(runtime, e) for e in waiting} != {"retrying"}:
+        assert time.monotonic() < deadline, "executions did not reach retrying"
+        time.sleep(0.05)
+
+    quick = runtime.triggers.fire(make_job(target.url, id="quick"), "manual")
+
+    assert wait_terminal(runtime.db, quick.execution_id, timeout=3)["status"] == "succeeded"
+    assert {status(runtime, e) for e in waiting} == {"retrying"}
+    for execution_id in waiting:
+        row = wait_terminal(runtime.db, execution_id)
+        assert (row["status"], row["attempts"]) == ("succeeded", 2)
 
 
 def test_connection_refused_retries_then_fails(runtime: Runtime, worker: WorkerProcess) -> None:
