@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from services.ingress import health, management, webhook
+from services.ingress import health, management, metrics, webhook
 from services.ingress.body import BodyGuard
 from services.ingress.dedupe import Dedupe
 from services.ingress.errors import ApiError, error_response
@@ -53,7 +53,10 @@ def create_app(runtime: Runtime, *, close_runtime: bool = False) -> FastAPI:
     app.include_router(health.router)
     app.include_router(webhook.router)
     app.include_router(management.router)
+    app.include_router(metrics.router)
     app.add_middleware(BodyGuard, max_bytes=runtime.settings.max_body_bytes)
+    # Added last, so outermost: it also sees the answers the body guard gives.
+    app.add_middleware(metrics.WebhookCounter)
     _install_error_handlers(app)
     return app
 

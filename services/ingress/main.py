@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from services.ingress.app import create_app
 from shared.logs import configure_logging
+from shared.metrics import watch_queues
 from shared.runtime import Runtime
 from shared.sentry import configure_sentry
 from shared.settings import load_settings
@@ -25,6 +26,8 @@ def app_factory() -> FastAPI:
     # Sentry first: it must hook the broker before the broker is created.
     configure_sentry(settings, "ingress")
     configure_tracing(settings, "ingress")
+    # Here, not in create_app: the registry is per process and takes the collector once.
+    watch_queues(settings)
     return create_app(Runtime(settings), close_runtime=True)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from shared import metrics
 from shared.metrics import REGISTRY
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -33,13 +35,26 @@ def test_dashboard_queries_exported_metrics() -> None:
     assert used and used <= exported_names(), used - exported_names()
 
 
-def test_issue_metric_names_are_exported() -> None:
+def test_issue_metric_names_are_exported_with_their_labels() -> None:
     assert {
         "chronos_jobs_total",
+        "chronos_executions_total",
         "chronos_execution_duration_seconds_bucket",
+        "chronos_attempts_total",
         "chronos_scheduler_lag_seconds_bucket",
+        "chronos_queue_depth",
         "chronos_leader",
+        "chronos_webhooks_total",
     } <= exported_names()
+    labelled: list[tuple[Any, dict[str, str]]] = [
+        (metrics.EXECUTIONS, {"job": "j", "status": "failed", "trigger": "cron"}),
+        (metrics.ATTEMPTS, {"outcome": "success"}),
+        (metrics.WEBHOOKS, {"status_code": "202"}),
+    ]
+    for metric, labels in labelled:
+        # `labels` raises ValueError unless these are exactly the metric's label names.
+        metric.labels(**labels)
+        metric.remove(*labels.values())
 
 
 def test_scrape_and_collector_configs_parse() -> None:

@@ -103,9 +103,26 @@ def test_depth_of_waiting_messages_then_drained(
     assert depth["oldest_ready_age"] is not None and depth["oldest_ready_age"] >= 0
     wait_for(lambda: scraped_depth(ticker_metrics, queue, "ready"), float(MESSAGES))
 
-    # Messages for executions that do not exist are acknowledged and dropped by the worker.
-    worker_processes.start("--processes", "1", "--threads", "8")
-    wait_for(lambda: scraped_depth(ticker_metrics, queue, "ready"), 0.0)
+    watch = subprocess.Popen(
+        [str(CHRONOS), "queues", "--watch", "--json", "--interval", "0.2"],
+        env=settings_env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        readings = (json.loads(line)[0]["ready"] for line in watch.stdout)
+        assert next(readings) == MESSAGES
+        # Messages for executions that do not exist are acknowledged and dropped by the worker.
+        worker_processes.start("--processes", "1", "--threads", "8")
+        wait_for(lambda: scraped_depth(ticker_metrics, queue, "ready"), 0.0)
+        deadline = time.monotonic() + 30
+        # `--watch` keeps reading: it follows the queue down to empty.
+        while (ready := next(readings)) != 0:
+            assert ready <= MESSAGES and time.monotonic() < deadline
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
     (depth,) = chronos_queues(settings_env)
     assert (depth["ready"], depth["delayed"], depth["dead"]) == (0, 0, 0)
     assert depth["oldest_ready_age"] is None
