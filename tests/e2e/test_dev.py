@@ -145,6 +145,9 @@ def test_dev_runs_the_example_stops_cleanly_and_keeps_its_data(
     assert dev.stop() == 0, "\n".join(dev.lines[-40:])
     _, alive = psutil.wait_procs([*children, postmaster], timeout=10)
     assert not alive, alive
+    # Cleanly: every service stopped on its own, none had to be killed after the grace period.
+    assert dev.lines[-1] == "stopped", dev.lines[-40:]
+    assert not [line for line in dev.lines if "did not stop in time" in line]
 
     # A second start reuses the data: same schema, same jobs, the first run's executions.
     again = start_dev()

@@ -37,7 +37,7 @@ def _job_count(url: str) -> int:
 def test_apply_list_round_trip_and_reapply(env: dict[str, str], database: str) -> None:
     applied = chronos(env, "jobs", "apply", "-f", str(FIXTURES / "valid_jobs.yaml"))
     assert applied.returncode == 0, applied.stderr
-    assert "6 created" in applied.stdout
+    assert "7 created" in applied.stdout
 
     listed = chronos(env, "jobs", "list", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -56,7 +56,7 @@ def test_apply_list_round_trip_and_reapply(env: dict[str, str], database: str) -
 
     again = chronos(env, "jobs", "apply", "-f", str(FIXTURES / "valid_jobs.yaml"))
     assert again.returncode == 0
-    assert again.stdout.strip() == "no changes (6 jobs unchanged)"
+    assert again.stdout.strip() == "no changes (7 jobs unchanged)"
 
 
 def test_invalid_file_writes_nothing(env: dict[str, str], database: str) -> None:
@@ -81,7 +81,7 @@ def test_prune_get_delete(env: dict[str, str], database: str, tmp_path: Path) ->
     only_one = tmp_path / "one.yaml"
     only_one.write_text("jobs:\n  - id: rabbit\n    rabbitmq: {url: 'amqp://h/', routing_key: r}\n")
     pruned = chronos(env, "jobs", "apply", "--prune", "-f", str(only_one))
-    assert pruned.returncode == 0 and "5 deleted" in pruned.stdout and "1 updated" in pruned.stdout
+    assert pruned.returncode == 0 and "6 deleted" in pruned.stdout and "1 updated" in pruned.stdout
     assert _job_count(database) == 1
 
     got = chronos(env, "jobs", "get", "rabbit", "--json")

@@ -1,10 +1,14 @@
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pytest
 
-from shared.migrate import discover, migrate
+from shared.migrate import _ADVISORY_LOCK_ID, discover, migrate
+
+LOCK_WAIT_TIMEOUT_S = 30
 
 
 def _tables(url: str) -> set[str]:
@@ -26,6 +30,46 @@ def test_two_concurrent_migrations_both_succeed(empty_database: str) -> None:
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: migrate(empty_database), range(2)))
     assert sorted(len(r) for r in results) == [0, len(discover())]
+
+
+def _wait_for_lock_waiters(url: str, count: int) -> None:
+    deadline = time.monotonic() + LOCK_WAIT_TIMEOUT_S
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+                " WHERE l.locktype = 'advisory' AND NOT l.granted"
+                " AND d.datname = current_database()"
+            ).fetchone()
+            if row is not None and row[0] >= count:
+                return
+            time.sleep(0.05)
+    pytest.fail(f"{count} `chronos migrate` runs did not reach the migration lock")
+
+
+def test_two_concurrent_cli_migrations_both_succeed(empty_database: str) -> None:
+    env = {"DATABASE_URL": empty_database, "PATH": ""}
+    # Holding the lock both runs take makes them certainly run at once when it is freed.
+    with psycopg.connect(empty_database, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (_ADVISORY_LOCK_ID,))
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "migrate"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        _wait_for_lock_waiters(empty_database, 2)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_ID,))
+    outputs = [run.communicate(timeout=60) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    first, second = sorted(out.strip() for out, _ in outputs)
+    assert first.startswith("applied 0001_jobs") and second == "schema is up to date", outputs
+    assert {"jobs", "executions", "attempts"} <= _tables(empty_database)
+    assert migrate(empty_database) == []
 
 
 def test_cli_migrate_twice(empty_database: str) -> None:

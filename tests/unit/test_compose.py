@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from shared.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 INSTALL_HINT = "docker-compose is not installed: apt-get install -y docker-compose"
@@ -20,6 +22,10 @@ INSTALL_HINT = "docker-compose is not installed: apt-get install -y docker-compo
 def _services() -> dict[str, Any]:
     services: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]
     return services
+
+
+def _chronos_services() -> dict[str, Any]:
+    return {name: s for name, s in _services().items() if "build" in s}
 
 
 def _chronos_help(*args: str) -> str:
@@ -63,9 +69,7 @@ def test_file_matches_the_compose_spec() -> None:
 
 def test_every_chronos_command_is_a_real_subcommand_with_real_options() -> None:
     subcommands = _subcommands()
-    commands = [
-        s["command"] for s in _services().values() if s.get("image", "").startswith("chronos")
-    ]
+    commands = [s["command"] for s in _chronos_services().values()]
     assert len(commands) >= 4
     for command in commands:
         assert command[0] == "chronos", command
@@ -103,3 +107,22 @@ def test_dockerfile_copies_only_what_exists_and_runs_as_non_root() -> None:
         assert (ROOT / source).exists(), source
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
+
+
+def test_every_variable_set_on_a_chronos_service_is_a_setting() -> None:
+    # Settings ignore unknown variables, so a misspelt one would be dropped without a word.
+    known = {name.upper() for name in Settings.model_fields}
+    for name, service in _chronos_services().items():
+        assert set(service["environment"]) <= known, (name, set(service["environment"]) - known)
+
+
+def test_one_slim_image_runs_every_chronos_service() -> None:
+    services = _chronos_services()
+    assert {"migrate", "ticker", "ingress", "workers"} <= set(services)
+    assert len({(s["image"], s["build"]) for s in services.values()}) == 1
+    stages = [
+        line.split()[1]
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("FROM ")
+    ]
+    assert stages[-1].endswith("-slim"), stages

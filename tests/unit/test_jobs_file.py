@@ -1,6 +1,8 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from shared.errors import JobDefinitionError
 from shared.jobs import Job
@@ -38,11 +40,35 @@ def test_valid_file_loads_every_target_kind() -> None:
     assert [j.target_kind for j in jobs] == [
         "webhook",
         "webhook",
+        "webhook",
         "kafka",
         "nats",
         "rabbitmq",
         "grpc",
     ]
+
+
+def _fields_set(model: BaseModel) -> Iterator[str]:
+    """`Model.field` for every field given a value other than its default, nested models too."""
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if name in model.model_fields_set and value != info.get_default(call_default_factory=True):
+            yield f"{type(model).__name__}.{name}"
+        if isinstance(value, BaseModel):
+            yield from _fields_set(value)
+
+
+def test_fixture_sets_every_schema_field() -> None:
+    # A field left at its default in the fixture would pass the apply/list round trip even if
+    # storing it were broken; this keeps the fixture complete as fields are added.
+    definitions = jobs_file_schema()["$defs"]
+    every_field = {
+        f"{model}.{field}"
+        for model, schema in definitions.items()
+        for field in schema.get("properties", {})
+    }
+    covered = {f for job in load_jobs_file(FIXTURES / "valid_jobs.yaml") for f in _fields_set(job)}
+    assert every_field - covered == set()
 
 
 def test_spec_round_trips() -> None:

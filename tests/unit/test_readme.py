@@ -52,3 +52,16 @@ def test_quickstart_curl_line_is_the_one_chronos_dev_prints() -> None:
     assert webhook_curl(Settings(port=3000, webhook_secret=""), "order-created") in _section(
         "Try it"
     )
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_second() -> None:
+    first_block = re.search(r"^```sh\n(.*?)^```", README, re.M | re.S)
+    assert first_block, "README has no sh block"
+    commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines()]
+    assert commands == ["scripts/demo", "scripts/test"]
+    # The pitch is the only thing before the two commands.
+    assert "\n## " not in README[: first_block.start()]
+    # The demo is the `chronos dev` run that tests/e2e/test_dev.py proves.
+    assert "chronos dev --jobs examples/jobs.yaml --echo" in (ROOT / "scripts/demo").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1] == "exec scripts/test"
