@@ -7,6 +7,8 @@ process with N threads needs N connections, not the default pool maximum.
 from __future__ import annotations
 
 import json
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +24,9 @@ Connection = psycopg.Connection[DictRow]
 
 CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 5.0
+# A connection back in the pool for less than this is reused without a liveness check: the check
+# is a round trip, and on a busy pool it would add one to every transaction.
+CHECK_IDLE_AFTER_S = 1.0
 
 
 def _compact_json(value: Any) -> str:
@@ -46,6 +51,9 @@ class Database:
 
     def __init__(self, url: str, *, max_size: int = 10, min_size: int = 1) -> None:
         self.url = url
+        self._returned_at: weakref.WeakKeyDictionary[Connection, float] = (
+            weakref.WeakKeyDictionary()
+        )
         self.pool: ConnectionPool[Connection] = ConnectionPool(
             url,
             min_size=min(min_size, max_size),
@@ -54,7 +62,8 @@ class Database:
             timeout=POOL_TIMEOUT_S,
             # A connection broken by a Postgres restart is dropped before reuse, so service
             # resumes without restarting the process.
-            check=ConnectionPool.check_connection,
+            check=self._check,
+            reset=self._returned,
             open=False,
             name="chronos",
         )
@@ -74,6 +83,13 @@ class Database:
 
     def close(self) -> None:
         self.pool.close()
+
+    def _returned(self, conn: Connection) -> None:
+        self._returned_at[conn] = time.monotonic()
+
+    def _check(self, conn: Connection) -> None:
+        if time.monotonic() - self._returned_at.get(conn, 0.0) >= CHECK_IDLE_AFTER_S:
+            ConnectionPool.check_connection(conn)
 
 
 def _first_line(exc: BaseException) -> str:
