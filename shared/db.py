@@ -24,7 +24,7 @@ Connection = psycopg.Connection[DictRow]
 
 CONNECT_TIMEOUT_S = 5
 POOL_TIMEOUT_S = 5.0
-# A connection back in the pool for less than this is reused without a liveness check: the check
+# A connection used less than this long ago is reused without a liveness check: the check
 # is a round trip, and on a busy pool it would add one to every transaction.
 CHECK_IDLE_AFTER_S = 1.0
 
@@ -51,9 +51,7 @@ class Database:
 
     def __init__(self, url: str, *, max_size: int = 10, min_size: int = 1) -> None:
         self.url = url
-        self._returned_at: weakref.WeakKeyDictionary[Connection, float] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._used_at: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
         self.pool: ConnectionPool[Connection] = ConnectionPool(
             url,
             min_size=min(min_size, max_size),
@@ -63,7 +61,6 @@ class Database:
             # A connection broken by a Postgres restart is dropped before reuse, so service
             # resumes without restarting the process.
             check=self._check,
-            reset=self._returned,
             open=False,
             name="chronos",
         )
@@ -75,7 +72,12 @@ class Database:
         they mean "try again later", and propagate unchanged otherwise."""
         try:
             with self.pool.connection() as conn:
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    # Noted here rather than in a pool `reset` callback, which would move
+                    # every return of a connection onto the pool's worker thread.
+                    self._used_at[conn] = time.monotonic()
         except PoolTimeout as exc:
             raise UnavailableError("Postgres unavailable: no connection within timeout") from exc
         except psycopg.OperationalError as exc:
@@ -84,11 +86,8 @@ class Database:
     def close(self) -> None:
         self.pool.close()
 
-    def _returned(self, conn: Connection) -> None:
-        self._returned_at[conn] = time.monotonic()
-
     def _check(self, conn: Connection) -> None:
-        if time.monotonic() - self._returned_at.get(conn, 0.0) >= CHECK_IDLE_AFTER_S:
+        if time.monotonic() - self._used_at.get(conn, 0.0) >= CHECK_IDLE_AFTER_S:
             ConnectionPool.check_connection(conn)
 
 
