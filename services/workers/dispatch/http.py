@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -54,6 +55,9 @@ class HttpDispatcher:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=KEEPALIVE_CONNECTIONS)
         self._client = httpx.Client(
             follow_redirects=False,
+            # One client serves every job of the process: a cookie one target sets must never
+            # ride on another job's delivery, so the jar accepts none.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             # Proxies and .netrc from the worker's environment must not redirect deliveries.
             trust_env=False,
             # Cancel and attempt deadlines cut a blocked request off from another thread.

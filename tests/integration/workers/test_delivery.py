@@ -218,3 +218,18 @@ def test_missing_secret_fails_at_once(
     assert row["attempts"] == 1
     assert "CHRONOS_NO_SUCH_VAR" in row["error"]
     assert target.received == []
+
+
+def test_cookies_a_target_sets_are_not_sent_with_later_deliveries(
+    runtime: Runtime, target: Target, worker: WorkerProcess
+) -> None:
+    """One HTTP client serves every job of a worker process: a cookie one target sets must not
+    ride along on deliveries of other jobs (or later runs of the same one)."""
+    target.script = sequence(Reply(200, headers={"Set-Cookie": "session=s3cret; Path=/"}), Reply())
+    first = runtime.triggers.fire(make_job(target.url, id="sets-cookie"), "manual")
+    wait_terminal(runtime.db, first.execution_id)
+    second = runtime.triggers.fire(make_job(target.url, id="other-job"), "manual")
+    wait_terminal(runtime.db, second.execution_id)
+
+    [later] = target.requests_for(str(second.execution_id))
+    assert "cookie" not in later.headers, later.headers
