@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from importlib.metadata import version
 from typing import Any
 
 import httpx
@@ -41,6 +42,8 @@ RESPONSE_CAP_BYTES = 64 * 1024
 KEEPALIVE_CONNECTIONS = 64
 _RESULT_KEYS = {"status", "message", "data"}
 _RETRY_AFTER_CODES = (429, 503)
+# Targets see who calls them (a job's own User-Agent header still wins).
+USER_AGENT = f"chronos-worker/{version('chronos-runner')}"
 # What h11 will put on the wire as a header value. Checked before sending because h11's own
 # error quotes the rejected value, and header values carry resolved secrets.
 _SENDABLE_VALUE = re.compile(r"[!-~]+(?:[ \t]+[!-~]+)*")
@@ -55,6 +58,7 @@ class HttpDispatcher:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=KEEPALIVE_CONNECTIONS)
         self._client = httpx.Client(
             follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
             # One client serves every job of the process: a cookie one target sets must never
             # ride on another job's delivery, so the jar accepts none.
             cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),

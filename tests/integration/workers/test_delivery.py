@@ -41,6 +41,7 @@ def test_500_500_200_is_three_attempts_of_one_execution(
     assert {r.headers["x-chronos-job-id"] for r in seen} == {"deliver"}
     assert all(json.loads(r.body) == {"n": 1} for r in seen)
     assert seen[0].headers["x-chronos-scheduled-time"].endswith("Z")
+    assert seen[0].headers["user-agent"].startswith("chronos-worker/")
     rows = attempts(runtime.db, fired.execution_id)
     assert [(a["attempt"], a["outcome"], a["status_code"]) for a in rows] == [
         (1, "retryable", 500),
