@@ -10,8 +10,10 @@ target, is measured), over the Redis broker and the real Postgres:
   with an attempt row and finished by the workers.
 
 Throughput is jobs over the span between the first and the last recorded completion, so
-process start-up is left out of both. Each pipeline gets its own database and Redis namespace,
-removed afterwards.
+process start-up is left out of both. CPU per job is the worker processes' own CPU time (user +
+system) over the middle 80% of the drain, divided by the jobs finished in it: steadier than
+throughput on a shared machine, and it leaves out what Postgres, Redis and nginx spend. Each
+pipeline gets its own database and Redis namespace, removed afterwards.
 
     .venv/bin/python bench/pipeline.py [--jobs 5000] [--processes 2] [--threads 8]
 
@@ -32,9 +34,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import psycopg
 import redis
 
@@ -122,14 +126,14 @@ def namespace() -> Iterator[str]:
 
 
 @contextmanager
-def processes(args: list[str], env: dict[str, str]) -> Iterator[None]:
+def processes(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """Run worker processes; their output goes to bench-workers.log in the temp directory."""
     log = (Path(tempfile.gettempdir()) / "bench-workers.log").open("ab")
     proc = subprocess.Popen(
         args, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log
     )
     try:
-        yield
+        yield proc
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -156,6 +160,40 @@ def count_and_span(url: str, query: str) -> tuple[int, float]:
     return int(n), (last - first).total_seconds() if n else 0.0
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and all its descendants so far."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+@dataclass(frozen=True)
+class Drain:
+    rate: float  # jobs per second
+    cpu_us: float  # worker CPU microseconds per job
+
+
+def drain(url: str, query: str, jobs: int, workers: subprocess.Popen[bytes], what: str) -> Drain:
+    """Wait for `jobs` completions, sampling the workers' CPU between 10% and 90% of them."""
+
+    def done() -> int:
+        return count_and_span(url, query)[0]
+
+    wait(lambda: done() >= jobs // 10, DRAIN_TIMEOUT_S, what)
+    n0, cpu0 = done(), tree_cpu_seconds(workers.pid)
+    wait(lambda: done() >= jobs * 9 // 10, DRAIN_TIMEOUT_S, what)
+    n1, cpu1 = done(), tree_cpu_seconds(workers.pid)
+    wait(lambda: done() >= jobs, DRAIN_TIMEOUT_S, what)
+    n, span = count_and_span(url, query)
+    return Drain(rate=n / span, cpu_us=(cpu1 - cpu0) / max(1, n1 - n0) * 1e6)
+
+
 def worker_args(module: str, opts: argparse.Namespace) -> list[str]:
     return [
         sys.executable, "-m", "dramatiq", module,
@@ -163,7 +201,7 @@ def worker_args(module: str, opts: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
 
 
-def run_naive(opts: argparse.Namespace, target: str) -> float:
+def run_naive(opts: argparse.Namespace, target: str) -> Drain:
     with database() as url, namespace() as ns:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
@@ -187,13 +225,11 @@ def run_naive(opts: argparse.Namespace, target: str) -> float:
         for i in range(opts.jobs):
             naive_pipeline.deliver.send(str(i))
         query = "SELECT count(*), min(at), max(at) FROM naive_results"
-        with processes(worker_args("naive_pipeline", opts), env):
-            wait(lambda: count_and_span(url, query)[0] >= opts.jobs, DRAIN_TIMEOUT_S, "naive")
-        n, span = count_and_span(url, query)
-        return n / span
+        with processes(worker_args("naive_pipeline", opts), env) as workers:
+            return drain(url, query, opts.jobs, workers, "naive")
 
 
-def run_chronos(opts: argparse.Namespace, target: str) -> float:
+def run_chronos(opts: argparse.Namespace, target: str) -> Drain:
     with database() as url, namespace() as ns:
         migrate(url)
         settings = load_settings(
@@ -222,14 +258,13 @@ def run_chronos(opts: argparse.Namespace, target: str) -> float:
         )
         chronos = str(Path(sys.executable).with_name("chronos"))
         args = [chronos, "worker", "--processes", str(opts.processes)]
-        with processes([*args, "--threads", str(opts.threads)], env):
-            wait(lambda: count_and_span(url, query)[0] >= opts.jobs, DRAIN_TIMEOUT_S, "chronos")
-        n, span = count_and_span(url, query)
+        with processes([*args, "--threads", str(opts.threads)], env) as workers:
+            result = drain(url, query, opts.jobs, workers, "chronos")
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT count(*) FROM attempts WHERE outcome = 'succeeded'")
             attempts = row.fetchone()
         assert attempts is not None and attempts[0] == opts.jobs, attempts
-        return n / span
+        return result
 
 
 def main() -> None:
@@ -240,10 +275,19 @@ def main() -> None:
     opts = parser.parse_args()
     with nginx() as target:
         naive = run_naive(opts, target)
-        print(f"naive pipeline:   {naive:8.0f} jobs/s", flush=True)
+        print(
+            f"naive pipeline:   {naive.rate:8.0f} jobs/s  {naive.cpu_us:6.0f} us CPU/job",
+            flush=True,
+        )
         chronos = run_chronos(opts, target)
-        print(f"chronos pipeline: {chronos:8.0f} jobs/s", flush=True)
-    print(f"ratio chronos/naive: {chronos / naive:.2f}x")
+        print(
+            f"chronos pipeline: {chronos.rate:8.0f} jobs/s  {chronos.cpu_us:6.0f} us CPU/job",
+            flush=True,
+        )
+    print(
+        f"ratio chronos/naive: throughput {chronos.rate / naive.rate:.2f}x, "
+        f"worker CPU per job {chronos.cpu_us / naive.cpu_us:.2f}x"
+    )
 
 
 if __name__ == "__main__":
