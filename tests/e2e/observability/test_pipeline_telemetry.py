@@ -130,13 +130,6 @@ class Service:
 
 
 @pytest.fixture
-def otlp() -> Iterator[OtlpReceiver]:
-    receiver = OtlpReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
 def services() -> Iterator[list[Service]]:
     started: list[Service] = []
     yield started
