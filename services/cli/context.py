@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from functools import cached_property
@@ -21,6 +22,9 @@ class CliContext:
 
     @cached_property
     def runtime(self) -> Runtime:
+        # The pool logs each failed connect while it retries; a command reports the outcome
+        # once, as its one-line error.
+        logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
         return Runtime(self.settings, db_pool_size=2)
 
     def close(self) -> None:

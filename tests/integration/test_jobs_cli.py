@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,16 @@ def test_bad_setting_fails_naming_the_variable(env: dict[str, str]) -> None:
 def test_schema_command_prints_json_schema(env: dict[str, str]) -> None:
     result = chronos(env, "jobs", "schema")
     assert json.loads(result.stdout)["title"] == "Chronos jobs file"
+
+
+def test_unreachable_postgres_is_one_line_and_exit_1(env: dict[str, str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    down = {**env, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{closed}/chronos"}
+    listed = chronos(down, "jobs", "list")
+    assert listed.returncode == 1
+    assert listed.stdout == ""
+    assert listed.stderr.splitlines() == [
+        "error: Postgres unavailable: no connection within timeout"
+    ]
