@@ -53,6 +53,7 @@ ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("CHRONOS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 BENCH_DIR = Path(__file__).resolve().parent
 DRAIN_TIMEOUT_S = 120
+CHRONOS = str(Path(sys.executable).with_name("chronos"))
 
 NGINX_CONF = """
 daemon off;
@@ -229,36 +230,45 @@ def run_naive(opts: argparse.Namespace, target: str) -> Drain:
             return drain(url, query, opts.jobs, workers, "naive")
 
 
+def queue_executions(url: str, ns: str, job: Job, count: int) -> None:
+    """Create and enqueue `count` executions of `job` through the trigger path, as cron fires
+    one second apart, in batches."""
+    settings = load_settings(
+        database_url=url, redis_url=REDIS_URL, broker_url=REDIS_URL, chronos_namespace=ns
+    )
+    runtime = Runtime(settings)
+    try:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        fires = [(job, start + timedelta(seconds=i)) for i in range(count)]
+        for chunk in range(0, count, 1000):
+            runtime.triggers.fire_cron(fires[chunk : chunk + 1000])
+    finally:
+        runtime.close()
+
+
+def worker_env(url: str, ns: str) -> dict[str, str]:
+    """The environment of `chronos worker` processes draining that database and namespace."""
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": REDIS_URL,
+        "BROKER_URL": REDIS_URL,
+        "CHRONOS_NAMESPACE": ns,
+        "LOG_LEVEL": "warning",
+    }
+
+
 def run_chronos(opts: argparse.Namespace, target: str) -> Drain:
     with database() as url, namespace() as ns:
         migrate(url)
-        settings = load_settings(
-            database_url=url, redis_url=REDIS_URL, broker_url=REDIS_URL, chronos_namespace=ns
-        )
         job = Job.model_validate({"id": "bench", "webhook": {"url": target}})
-        runtime = Runtime(settings)
-        try:
-            start = datetime(2026, 1, 1, tzinfo=UTC)
-            fires = [(job, start + timedelta(seconds=i)) for i in range(opts.jobs)]
-            for chunk in range(0, len(fires), 1000):
-                runtime.triggers.fire_cron(fires[chunk : chunk + 1000])
-        finally:
-            runtime.close()
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "REDIS_URL": REDIS_URL,
-            "BROKER_URL": REDIS_URL,
-            "CHRONOS_NAMESPACE": ns,
-            "LOG_LEVEL": "warning",
-        }
+        queue_executions(url, ns, job, opts.jobs)
         query = (
             "SELECT count(*), min(finished_at), max(finished_at) FROM executions "
             "WHERE status = 'succeeded'"
         )
-        chronos = str(Path(sys.executable).with_name("chronos"))
-        args = [chronos, "worker", "--processes", str(opts.processes)]
-        with processes([*args, "--threads", str(opts.threads)], env) as workers:
+        args = [CHRONOS, "worker", "--processes", str(opts.processes)]
+        with processes([*args, "--threads", str(opts.threads)], worker_env(url, ns)) as workers:
             result = drain(url, query, opts.jobs, workers, "chronos")
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT count(*) FROM attempts WHERE outcome = 'succeeded'")

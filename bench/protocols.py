@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
-import sys
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -32,21 +28,21 @@ import pika
 import psycopg
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pipeline import (
+    CHRONOS,
     DRAIN_TIMEOUT_S,
-    REDIS_URL,
     count_and_span,
     database,
     free_port,
     namespace,
     nginx,
     processes,
+    queue_executions,
     wait,
+    worker_env,
 )
 
 from shared.jobs import Job
 from shared.migrate import migrate
-from shared.runtime import Runtime
-from shared.settings import load_settings
 
 KAFKA = "127.0.0.1:9092"
 NATS = "nats://127.0.0.1:4222"
@@ -138,33 +134,14 @@ def http_target() -> Iterator[dict[str, Any]]:
 def run(opts: argparse.Namespace, target: dict[str, Any]) -> float:
     with database() as url, namespace() as ns:
         migrate(url)
-        settings = load_settings(
-            database_url=url, redis_url=REDIS_URL, broker_url=REDIS_URL, chronos_namespace=ns
-        )
         job = Job.model_validate({"id": "bench", "payload": {"n": 1}, **target})
-        runtime = Runtime(settings)
-        try:
-            start = datetime(2026, 1, 1, tzinfo=UTC)
-            fires = [(job, start + timedelta(seconds=i)) for i in range(opts.jobs)]
-            for chunk in range(0, len(fires), 1000):
-                runtime.triggers.fire_cron(fires[chunk : chunk + 1000])
-        finally:
-            runtime.close()
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "REDIS_URL": REDIS_URL,
-            "BROKER_URL": REDIS_URL,
-            "CHRONOS_NAMESPACE": ns,
-            "LOG_LEVEL": "warning",
-        }
+        queue_executions(url, ns, job, opts.jobs)
         finished = (
             "SELECT count(*), min(finished_at), max(finished_at) FROM executions "
             "WHERE status IN ('succeeded', 'failed')"
         )
-        chronos = str(Path(sys.executable).with_name("chronos"))
-        args = [chronos, "worker", "--processes", str(opts.processes)]
-        with processes([*args, "--threads", str(opts.threads)], env):
+        args = [CHRONOS, "worker", "--processes", str(opts.processes)]
+        with processes([*args, "--threads", str(opts.threads)], worker_env(url, ns)):
             wait(lambda: count_and_span(url, finished)[0] >= opts.jobs, DRAIN_TIMEOUT_S, "drain")
         n, span = count_and_span(url, finished)
         with psycopg.connect(url) as conn:

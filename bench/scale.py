@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -29,22 +28,21 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # bench scripts are not a package: reuse the pipeline benchmark's fixtures by path.
 from pipeline import (
-    REDIS_URL,
+    CHRONOS,
     count_and_span,
     database,
     free_port,
     namespace,
     processes,
+    queue_executions,
     wait,
+    worker_env,
 )
 
 from shared.jobs import Job
 from shared.migrate import migrate
-from shared.runtime import Runtime
-from shared.settings import load_settings
 
 DRAIN_TIMEOUT_S = 300
-CHRONOS = str(Path(sys.executable).with_name("chronos"))
 
 
 @dataclass
@@ -98,21 +96,6 @@ def target(latency: float) -> Iterator[Target]:
         server.close()
 
 
-def create_executions(url: str, ns: str, target_url: str, count: int) -> None:
-    settings = load_settings(
-        database_url=url, redis_url=REDIS_URL, broker_url=REDIS_URL, chronos_namespace=ns
-    )
-    job = Job.model_validate({"id": "scale", "webhook": {"url": target_url}})
-    runtime = Runtime(settings)
-    try:
-        start = datetime(2026, 1, 1, tzinfo=UTC)
-        fires = [(job, start + timedelta(seconds=i)) for i in range(count)]
-        for chunk in range(0, count, 1000):
-            runtime.triggers.fire_cron(fires[chunk : chunk + 1000])
-    finally:
-        runtime.close()
-
-
 def run(workers: int, opts: argparse.Namespace) -> Run:
     finished = (
         "SELECT count(*), min(finished_at), max(finished_at) FROM executions "
@@ -120,17 +103,10 @@ def run(workers: int, opts: argparse.Namespace) -> Run:
     )
     with database() as url, namespace() as ns, target(opts.latency) as server:
         migrate(url)
-        create_executions(url, ns, server.url, opts.jobs)
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "REDIS_URL": REDIS_URL,
-            "BROKER_URL": REDIS_URL,
-            "CHRONOS_NAMESPACE": ns,
-            "LOG_LEVEL": "warning",
-        }
+        job = Job.model_validate({"id": "scale", "webhook": {"url": server.url}})
+        queue_executions(url, ns, job, opts.jobs)
         args = [CHRONOS, "worker", "--processes", str(workers), "--threads", str(opts.threads)]
-        with processes(args, env):
+        with processes(args, worker_env(url, ns)):
             wait(lambda: count_and_span(url, finished)[0] >= opts.jobs, DRAIN_TIMEOUT_S, "drain")
         _, span = count_and_span(url, finished)
         with psycopg.connect(url) as conn:
