@@ -12,27 +12,25 @@ Redis namespace, which are removed afterwards.
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
-import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench scripts are not a package: reuse the pipeline benchmark's fixtures by path.
+from pipeline import database, namespace, worker_env
 
 from shared import catalog
 from shared.db import Database
 from shared.jobs import Job
 from shared.migrate import migrate
 
-ADMIN_URL = os.environ.get(
-    "CHRONOS_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("CHRONOS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Lag is measured from this long after the ticker's first fire, leaving out process start and
 # the loading of the jobs.
 WARMUP = timedelta(seconds=3)
@@ -57,25 +55,14 @@ def jobs(count: int) -> list[Job]:
 
 
 def run(job_count: int, seconds: float) -> Lag:
-    name = f"chronos_bench_{secrets.token_hex(4)}"
-    namespace = f"bench{secrets.token_hex(4)}"
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with database() as url, namespace() as ns:
         migrate(url)
         db = Database(url, max_size=1)
         catalog.apply(db, jobs(job_count))
         db.close()
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "REDIS_URL": REDIS_URL,
-            "BROKER_URL": REDIS_URL,
-            "CHRONOS_NAMESPACE": namespace,
-            "LOG_LEVEL": "warning",
-        }
-        ticker = subprocess.Popen([sys.executable, "-m", "services.cli", "ticker"], env=env)
+        ticker = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "ticker"], env=worker_env(url, ns)
+        )
         time.sleep(seconds)
         ticker.send_signal(signal.SIGTERM)
         ticker.wait(timeout=30)
@@ -93,15 +80,8 @@ def run(job_count: int, seconds: float) -> Lag:
                 """,
                 (WARMUP,),
             ).fetchone()
-        assert row is not None and row[0], "no fires recorded"
-        return Lag(row[0], row[1], row[2], row[3])
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(match=f"{namespace}*", count=1000):
-            client.delete(key)
-        client.close()
+    assert row is not None and row[0], "no fires recorded"
+    return Lag(row[0], row[1], row[2], row[3])
 
 
 def main() -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,19 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench scripts are not a package: reuse the pipeline benchmark's fixtures by path.
+from pipeline import CHRONOS, database, free_port, namespace, worker_env
 
 from shared import catalog
 from shared.db import Database
 from shared.jobs import Job
 from shared.migrate import migrate
 
-ADMIN_URL = os.environ.get(
-    "CHRONOS_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("CHRONOS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-CHRONOS = Path(sys.executable).with_name("chronos")
 WARMUP_S = 1.0
 
 
@@ -47,12 +42,6 @@ class Result:
     per_second: float
     p50_ms: float
     p99_ms: float
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -119,30 +108,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="ingress server processes")
     args = parser.parse_args()
 
-    name = f"chronos_bench_{secrets.token_hex(4)}"
-    namespace = f"bench{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    process = None
-    try:
+    with database() as database_url, namespace() as ns:
         migrate(database_url)
         db = Database(database_url, max_size=1)
         job = Job.model_validate({"id": "bench", "webhook": {"url": "http://127.0.0.1:9/"}})
         catalog.apply(db, [job])
         db.close()
-        port = _free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
-            "CHRONOS_NAMESPACE": namespace,
-            "LOG_LEVEL": "warning",
-        }
+        measure(database_url, ns, args)
+
+
+def measure(database_url: str, ns: str, args: argparse.Namespace) -> None:
+    process = None
+    try:
+        port = free_port()
         process = subprocess.Popen(
-            [str(CHRONOS), "ingress", "--host", "127.0.0.1", "--port", str(port),
+            [CHRONOS, "ingress", "--host", "127.0.0.1", "--port", str(port),
              "--workers", str(args.workers)],
-            env=env,
+            env=worker_env(database_url, ns),
             start_new_session=True,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
@@ -173,12 +155,6 @@ def main() -> None:
         if process is not None:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(match=f"{namespace}*", count=1000):
-            client.delete(key)
-        client.close()
 
 
 if __name__ == "__main__":
