@@ -21,7 +21,7 @@ from shared.settings import load_settings
     help="Server processes (each with its own connection pools).",
 )
 def ingress(host: str, port: int | None, workers: int) -> None:
-    """Serve POST /webhook, the management API under /api/v1, and /_health."""
+    """Serve POST /webhook, the management API under /api/v1, /_health and /metrics."""
     from services.ingress.main import serve
 
     # Fail here, with the variable named, rather than once per server process.
